@@ -1,0 +1,21 @@
+"""All tables, imported here so Alembic sees one metadata."""
+
+from app.models.api_key import ApiKey, Role
+from app.models.audit_event import AuditEvent
+from app.models.base import Base, UTCDateTime, utcnow
+from app.models.cached_answer import CachedAnswer
+from app.models.opt_out import OptOut, OptOutSource
+from app.models.quota_ledger import QuotaLedger
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "Base",
+    "CachedAnswer",
+    "OptOut",
+    "OptOutSource",
+    "QuotaLedger",
+    "Role",
+    "UTCDateTime",
+    "utcnow",
+]
