@@ -89,8 +89,9 @@ class TwitterExistenceChecker:
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
-            if str(first.get("type", "")).endswith("resource-not-found"):
-                return ExistenceAnswer(False, f"{self.name} has no such handle")
+            # a suspended account is "Forbidden" whatever its type says: it exists
             if str(first.get("title", "")).lower() == "forbidden":
                 return ExistenceAnswer(True, f"{self.name} handle exists but is suspended")
+            if str(first.get("type", "")).endswith("resource-not-found"):
+                return ExistenceAnswer(False, f"{self.name} has no such handle")
         raise UpstreamProtocolError(f"{self.name} answered an unknown shape", upstream=self.name)

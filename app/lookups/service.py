@@ -7,6 +7,7 @@ turns a failure into a number: an answer that could not be had is ``unavailable`
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -176,9 +177,12 @@ def _answers(
     }
     _collect(futures, outcomes, budget, gateway.name)
     for identity in misses:
-        outcome = outcomes[identity.key]
-        if isinstance(outcome, NoCapacityError):
-            runtime.background.submit(gateway, identity.key, identity.kind, identity.value)
+        if isinstance(outcomes[identity.key], NoCapacityError):
+            runtime.background.submit(
+                gateway.name,
+                identity.key,
+                functools.partial(gateway.fetch, identity.key, identity.kind, identity.value),
+            )
     return outcomes
 
 
@@ -298,6 +302,11 @@ def _apply_existence(
         if key not in outcomes
     }
     _collect(futures, outcomes, budget, checker.name)
+    for key, identity in keys.items():
+        if isinstance(outcomes[key], NoCapacityError):
+            runtime.background.submit(
+                checker.name, key, functools.partial(checker.check, key, identity.value)
+            )
     for resolution in to_check:
         outcome = outcomes[resolution.query.key]  # type: ignore[union-attr]
         if isinstance(outcome, UpstreamError):

@@ -11,11 +11,11 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import CallBudget, Priority
 from connectors.errors import UpstreamError
-from connectors.gateway import ProviderGateway
 
 __all__ = ["BackgroundFetcher"]
 
@@ -24,10 +24,9 @@ log = logging.getLogger("scoregate.lookups.tasks")
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    gateway: ProviderGateway
+    upstream: str
     identity_key: str
-    kind: str
-    value: str
+    call: Callable[[CallBudget], object]
 
 
 class BackgroundFetcher:
@@ -45,16 +44,19 @@ class BackgroundFetcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, gateway: ProviderGateway, identity_key: str, kind: str, value: str) -> bool:
-        """Queue a fetch unless the same one is queued already; ``False`` when the queue is full."""
-        marker = (gateway.name, identity_key)
+    def submit(
+        self, upstream: str, identity_key: str, call: Callable[[CallBudget], object]
+    ) -> bool:
+        """Queue ``call`` (a gateway fetch or check) unless one for the same upstream and
+        identity is queued already; ``False`` when the queue is full."""
+        marker = (upstream, identity_key)
         with self._lock:
             if marker in self._pending:
                 return True
             try:
-                self._queue.put_nowait(_Job(gateway, identity_key, kind, value))
+                self._queue.put_nowait(_Job(upstream, identity_key, call))
             except queue.Full:
-                log.warning("lookup.background.dropped", extra={"provider": gateway.name})
+                log.warning("lookup.background.dropped", extra={"provider": upstream})
                 return False
             self._pending.add(marker)
         return True
@@ -85,22 +87,22 @@ class BackgroundFetcher:
                 return
             budget = CallBudget(Priority.WEBHOOK, time.monotonic() + self._max_wait)
             try:
-                job.gateway.fetch(job.identity_key, job.kind, job.value, budget)
+                job.call(budget)
                 log.info(
                     "lookup.background.ok",
-                    extra={"provider": job.gateway.name, "identity_key": job.identity_key},
+                    extra={"provider": job.upstream, "identity_key": job.identity_key},
                 )
             except UpstreamError as exc:
                 log.info(
                     "lookup.background.failed",
                     extra={
-                        "provider": job.gateway.name,
+                        "provider": job.upstream,
                         "identity_key": job.identity_key,
                         "error_type": type(exc).__name__,
                     },
                 )
             except Exception:
-                log.exception("lookup.background.error", extra={"provider": job.gateway.name})
+                log.exception("lookup.background.error", extra={"provider": job.upstream})
             finally:
                 with self._lock:
-                    self._pending.discard((job.gateway.name, job.identity_key))
+                    self._pending.discard((job.upstream, job.identity_key))

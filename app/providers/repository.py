@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.models import CachedAnswer, OptOut, QuotaLedger
@@ -91,9 +93,13 @@ def ledger_used(session: Session, provider: str, window_start: datetime) -> int:
 
 
 def set_ledger(session: Session, provider: str, window_start: datetime, used: int) -> None:
-    row = session.get(QuotaLedger, (provider, window_start))
-    if row is None:
-        session.add(QuotaLedger(provider=provider, window_start=window_start, used=used))
-    elif used > row.used:
-        row.used = used
-    session.flush()
+    """Raise the window's count to ``used`` (never lower it), atomically across writers."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    statement = insert(QuotaLedger).values(provider=provider, window_start=window_start, used=used)
+    statement = statement.on_conflict_do_update(
+        index_elements=["provider", "window_start"],
+        set_={"used": func.max(QuotaLedger.used, statement.excluded.used)}
+        if insert is sqlite_insert
+        else {"used": func.greatest(QuotaLedger.used, statement.excluded.used)},
+    )
+    session.execute(statement)
