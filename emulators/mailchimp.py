@@ -310,6 +310,13 @@ class MailchimpState:
             found = self._lists[list_id].members.get(_member_hash(email_or_hash))
             return None if found is None else _member_json(list_id, found)
 
+    def remove_member(self, list_id: str, email_or_hash: str) -> None:
+        """Delete a member as if it were removed in Mailchimp's UI (no call counted)."""
+        with self._lock:
+            target = self._lists[list_id]
+            removed = target.members.pop(_member_hash(email_or_hash))
+            target.index.remove(removed.key)
+
     def member_count(self, list_id: str) -> int:
         with self._lock:
             return len(self._lists[list_id].members)
