@@ -44,7 +44,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -170,7 +177,7 @@ class KloutFaults(BaseModel):
     ``service_busy_share + dropped_share + over_qps_share`` must not exceed 1 (one draw picks at
     most one of them); ``slow_share`` is drawn separately for accepted calls. Setting faults
     re-seeds the generator, so the same settings and the same call sequence give the same answers.
-    ``unavailable_screen_names`` are matched case-insensitively.
+    ``unavailable_screen_names`` are stored lower-cased and matched case-insensitively.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -183,6 +190,11 @@ class KloutFaults(BaseModel):
     unavailable_screen_names: frozenset[str] = frozenset()
     seed: int = 0
 
+    @field_validator("unavailable_screen_names")
+    @classmethod
+    def _lower_case_names(cls, names: frozenset[str]) -> frozenset[str]:
+        return frozenset(name.lower() for name in names)
+
     @model_validator(mode="after")
     def _exclusive_shares_fit(self) -> KloutFaults:
         if self.service_busy_share + self.dropped_share + self.over_qps_share > 1.0:
@@ -191,8 +203,7 @@ class KloutFaults(BaseModel):
 
     def is_unavailable(self, screen_name: str) -> bool:
         """Whether ``screen_name`` is always answered with 503."""
-        lowered = screen_name.lower()
-        return any(name.lower() == lowered for name in self.unavailable_screen_names)
+        return screen_name.lower() in self.unavailable_screen_names
 
 
 @dataclass(slots=True)
