@@ -238,6 +238,12 @@ class MailchimpConnector:
 
     Implements :class:`connectors.downstream.DownstreamConnector`. Thread-safe; at most
     ``config.max_connections`` requests are in flight at once.
+
+    Batch writes need the address, records carry the subscriber hash: the connector remembers
+    the address of every member it has read (one short entry per member, so 100,000 members
+    cost a few megabytes) and looks up the others. Writing score fields changes a member's
+    ``last_changed``, so the next incremental read returns the members just written; the sync
+    engine decides whether their inputs changed.
     """
 
     name = UPSTREAM
@@ -283,10 +289,11 @@ class MailchimpConnector:
         watermark's own second: members sharing it that a crashed run did not reach are not lost;
         the ones it did reach are written again, which is harmless (writes are idempotent).
 
-        The read covers a fixed window, up to the second it starts; later changes are left to
-        the next run. It pages by ``last_changed`` rather than by a plain offset, and takes off
-        members this connector writes meanwhile (a write moves them out of the window), so a
-        caller may write each page before asking for the next without members being skipped.
+        The read covers a fixed window, up to the second it starts by this host's clock; later
+        changes are left to the next run. It pages by ``last_changed`` rather than by a plain
+        offset, and takes off members this connector writes meanwhile (a write moves them out of
+        the window), so a caller may write each page before asking for the next without members
+        being skipped.
         """
         upper = datetime.now(UTC).replace(microsecond=0)
         lower = None if since is None else _to_utc(since).replace(microsecond=0)
