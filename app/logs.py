@@ -52,3 +52,6 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
     )
     root.addHandler(handler)
     root.propagate = True
+    # HTTP client libraries log request URLs, which carry handles and keys: keep them quiet
+    for noisy in ("httpx", "httpcore", "urllib3", "requests", "simple_salesforce"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
