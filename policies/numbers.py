@@ -18,5 +18,5 @@ def round_score(value: float) -> float:
 
 def format_score(value: float) -> str:
     """A score for a sentence: at most two decimals, no trailing zeros, never exponent notation."""
-    text = f"{round_score(value):.{SCORE_DECIMALS}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    text = f"{value:.{SCORE_DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
