@@ -27,7 +27,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from policies.status import Status
 
@@ -186,9 +186,8 @@ class RankingSpec(_Document):
 class PolicyDocument(_Document):
     """One version of a fairness policy, as stored and as written by an administrator.
 
-    The document is immutable (versions never change once written). It keeps a private cache of
-    evaluations per population version so that :func:`policies.evaluate` stays cheap on hot paths;
-    the cache is not part of the document's data or its JSON.
+    The document is immutable (versions never change once written), which lets
+    :func:`policies.evaluate` compile it once and reuse the result for as long as it lives.
     """
 
     name: str = Field(min_length=1, max_length=64, pattern=_SLUG)
@@ -200,8 +199,6 @@ class PolicyDocument(_Document):
     forbidden_use_cases: list[str] = Field(default_factory=list, validate_default=True)
     allow_demotion: bool = False
     demotion_reason: str | None = Field(default=None, max_length=1000, validate_default=True)
-
-    _evaluation_cache: dict[tuple[int, int, Status], Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("segments")
     @classmethod

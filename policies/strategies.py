@@ -14,10 +14,12 @@ Contract of :func:`evaluate`:
 - A non-scored contact carries no score (``ValueError`` otherwise): an opted-out person's score is
   erased, and an unscored one has none, so a number arriving here is a caller's bug.
 
-Speed: the outcome for a non-scored status depends only on the policy, the status and the
-population's state, so it is computed once per population ``(uid, version)`` and cached on the
-policy document. A scored evaluation is a rounding and a bisect. One million evaluations take about
-a second (see ``bench/bench_policies.py``).
+Speed: a document is compiled once (segment table, and per population ``(uid, version)`` the
+outcome of each non-scored status, which depends on nothing else); the compiled form lives beside
+the document, keyed by its identity, and is dropped when the document is garbage-collected. The
+document itself stays untouched, so equality and JSON are unaffected. A scored evaluation is a
+rounding and a bisect. One million evaluations take one to two seconds on one core (see
+``bench/bench_policies.py``).
 
 Demotions (:func:`find_demotions`): a rule that puts a group below the scored median. Statically,
 ``percentile`` below 50 always demotes; ``fixed`` demotes when its value is below the current
@@ -27,6 +29,8 @@ and exclude never demote.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,7 +47,7 @@ from policies.model import (
 )
 from policies.numbers import format_score, round_score
 from policies.population import ScoredPopulation
-from policies.segments import segment_table
+from policies.segments import SegmentTable, segment_table
 from policies.status import NON_SCORED, Status
 
 __all__ = ["Demotion", "Evaluation", "evaluate", "find_demotions"]
@@ -92,6 +96,34 @@ class Demotion(BaseModel):
     message: str
 
 
+class _Compiled:
+    """What evaluating under one document needs, computed once per document."""
+
+    __slots__ = ("document", "evaluations", "segments")
+
+    def __init__(self, doc: PolicyDocument) -> None:
+        self.document = weakref.ref(doc)
+        self.segments: SegmentTable = segment_table(tuple(doc.segments))
+        self.evaluations: dict[tuple[int, int, Status], Evaluation] = {}
+
+
+_compiled: dict[int, _Compiled] = {}
+_compiled_lock = threading.Lock()
+
+
+def _compiled_for(doc: PolicyDocument) -> _Compiled:
+    entry = _compiled.get(id(doc))
+    if entry is not None and entry.document() is doc:
+        return entry
+    with _compiled_lock:
+        entry = _compiled.get(id(doc))
+        if entry is None or entry.document() is not doc:
+            entry = _Compiled(doc)
+            _compiled[id(doc)] = entry
+            weakref.finalize(doc, _compiled.pop, id(doc), None)
+        return entry
+
+
 def _ordinal(p: float) -> str:
     text = format_score(p)
     if "." in text:
@@ -115,7 +147,7 @@ def _rule_name(status: Status, rule: MissingRule) -> str:
 
 
 def _evaluate_missing(
-    doc: PolicyDocument, status: Status, population: ScoredPopulation
+    doc: PolicyDocument, segments: SegmentTable, status: Status, population: ScoredPopulation
 ) -> Evaluation:
     rule = doc.missing.rule_for(status)
     name = _rule_name(status, rule)
@@ -147,8 +179,7 @@ def _evaluate_missing(
             return Evaluation(
                 None, None, name, "no score is used and the order follows arrival time"
             )
-    segment = segment_table(tuple(doc.segments)).name_for(value)
-    return Evaluation(value, segment, name, reason)
+    return Evaluation(value, segments.name_for(value), name, reason)
 
 
 def evaluate(
@@ -164,19 +195,24 @@ def evaluate(
             f"policy {doc.name!r} is for provider {doc.provider!r}, "
             f"the population is {population.provider!r}'s"
         )
+    compiled = _compiled_for(doc)
     if status is Status.SCORED:
         if score is None:
             raise ValueError("a scored contact needs its score")
         value = round_score(score)
-        segment = segment_table(tuple(doc.segments)).name_for(value)
-        return Evaluation(value, segment, "scored", "the provider's score is used as given")
+        return Evaluation(
+            value,
+            compiled.segments.name_for(value),
+            "scored",
+            "the provider's score is used as given",
+        )
     if score is not None:
         raise ValueError(f"a {status} contact carries no score")
-    cache = doc._evaluation_cache
+    cache = compiled.evaluations
     key = (population.uid, population.version, status)
-    cached: Evaluation | None = cache.get(key)
+    cached = cache.get(key)
     if cached is None:
-        cached = _evaluate_missing(doc, status, population)
+        cached = _evaluate_missing(doc, compiled.segments, status, population)
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[key] = cached

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from policies import (
@@ -11,6 +13,7 @@ from policies import (
     Strategy,
     evaluate,
     find_demotions,
+    strategies,
 )
 from tests.policies.factories import policy, population
 
@@ -108,6 +111,21 @@ class TestEvaluateCaching:
         second = ScoredPopulation("klout", [70])
         assert evaluate(doc, Status.UNSCORED, None, first).effective_score == 10
         assert evaluate(doc, Status.UNSCORED, None, second).effective_score == 70
+
+    def test_document_is_untouched(self) -> None:
+        doc = policy()
+        evaluate(doc, Status.UNSCORED, None, population())
+        assert doc == policy()
+        assert doc.model_dump() == policy().model_dump()
+
+    def test_compiled_form_is_released_with_the_document(self) -> None:
+        doc = policy()
+        evaluate(doc, Status.UNSCORED, None, population())
+        key = id(doc)
+        assert key in strategies._compiled
+        del doc
+        gc.collect()
+        assert key not in strategies._compiled
 
     def test_provider_must_match(self) -> None:
         with pytest.raises(ValueError, match="provider"):
