@@ -154,7 +154,8 @@ class RankingSpec(_Document):
     ``alpha`` is FA*IR's significance in (0, 0.5]; ``p`` (the minimum protected proportion, in
     (0, 1)) defaults to the protected share of the pool; ``k`` (how many top positions FA*IR
     guarantees) defaults to the whole ranking. ``p`` and ``k`` are refused for other methods so a
-    document never carries settings that do nothing.
+    document never carries settings that do nothing; ``protected`` may stay listed (it also names
+    the groups an administrator watches) and only ``fair_topk`` acts on it.
     """
 
     method: RankingMethod = RankingMethod.SCORE

@@ -1,4 +1,4 @@
-"""The fairness guard: figures per group, the four checks, demotion allowance, property (a)."""
+"""The fairness guard: figures per group, its three checks, demotion allowance, property (a)."""
 
 from __future__ import annotations
 

@@ -49,6 +49,36 @@ class TestDefaultPolicy:
         assert PolicyDocument.model_validate_json(doc.model_dump_json()) == doc
 
 
+class TestDesignExample:
+    def test_the_documented_policy_validates(self) -> None:
+        doc = PolicyDocument.model_validate(
+            {
+                "name": "support-queue",
+                "use_case": "priority_queue",
+                "provider": "klout",
+                "missing": {
+                    "opted_out": {"strategy": "neutral"},
+                    "unscored": {"strategy": "neutral"},
+                    "not_found": {"strategy": "neutral"},
+                    "unavailable": {"strategy": "neutral"},
+                },
+                "segments": [
+                    {"name": "high", "min": 60},
+                    {"name": "mid", "min": 30},
+                    {"name": "standard", "min": 0},
+                ],
+                "ranking": {
+                    "method": "fair_topk",
+                    "protected": ["opted_out", "unscored", "not_found", "unavailable"],
+                    "alpha": 0.1,
+                },
+                "forbidden_use_cases": ["hiring"],
+            }
+        )
+        assert doc.ranking.method is RankingMethod.FAIR_TOPK
+        assert not doc.is_use_case_allowed("hiring")
+
+
 class TestMissingRules:
     def test_strategies_are_told_apart_by_their_field(self) -> None:
         doc = PolicyDocument.model_validate(
