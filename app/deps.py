@@ -58,9 +58,8 @@ def _requires(role: Role) -> Callable[..., ApiKey]:
         session: SessionDep, authorization: Annotated[str | None, Header()] = None
     ) -> ApiKey:
         key = api_keys.authenticate(session, authorization, role)
-        request_key = key
-        session.expunge(request_key)
-        return request_key
+        session.expunge(key)  # usable after the request's session closes
+        return key
 
     return dependency
 
