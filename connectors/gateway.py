@@ -273,7 +273,9 @@ class _CachingGateway:
             if identity_key in again:
                 return again[identity_key]
             stored = call()
-            self.store.put(self.name, identity_key, stored)
+            # an explicit opt-out is the registry's to record; nothing about the person is kept
+            if stored.kind != AnswerKind.OPTED_OUT:
+                self.store.put(self.name, identity_key, stored)
             return stored
 
         try:

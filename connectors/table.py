@@ -48,8 +48,13 @@ class TableProvider:
                         f"{name}: CSV lacks the column(s) {sorted(missing)}", upstream=name
                     )
                 for line, row in enumerate(reader, start=2):
-                    self._scores[(row["kind"].strip().lower(), _normalise(row["value"]))] = (
-                        self._parse(row["score"], line)
+                    kind, value = row["kind"], row["value"]
+                    if not kind or not value or not kind.strip() or not value.strip():
+                        raise UpstreamProtocolError(
+                            f"{name}: line {line} lacks a kind or a value", upstream=name
+                        )
+                    self._scores[(kind.strip().lower(), _normalise(value))] = self._parse(
+                        row["score"], line
                     )
         except OSError as exc:
             raise UpstreamProtocolError(
