@@ -10,6 +10,7 @@ import uvicorn
 from app.api_keys import service as api_keys
 from app.config import get_settings
 from app.db import create_db_engine, migrate, session_factory
+from app.logs import configure_logging
 from app.main import create_app
 from app.models import Role
 from app.runtime import Runtime
@@ -56,6 +57,7 @@ def serve(
 ) -> None:
     """Migrate, create the first admin key on an empty database, and serve the API."""
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime(settings)
     runtime.start()
     with runtime.sessions() as session:

@@ -5,18 +5,28 @@ Built once per process (by ``create_app``'s lifespan or a CLI command) and close
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
+from app.config import (
+    ConnectorConfig,
+    MailchimpConnectorConfig,
+    SalesforceConnectorConfig,
+    Settings,
+    ZohoConnectorConfig,
+)
 from app.db import create_db_engine, migrate, session_factory, session_scope
 from app.identities import IdentityKeyer
 from app.lookups.tasks import BackgroundFetcher
@@ -27,15 +37,101 @@ from app.providers.populations import Populations
 from app.providers.service import ProviderRegistry
 from app.providers.store import DbAnswerStore, DbQuotaLedger
 from connectors.klout import KloutConfig
+from connectors.mailchimp import MailchimpConnector
+from connectors.salesforce import SalesforceConnector
 from connectors.twitter import TwitterExistenceConfig
+from connectors.zoho import ZohoConnector
 from emulators.sandbox import Sandbox, start_sandbox
 
-__all__ = ["Runtime", "load_secret_key"]
+__all__ = [
+    "BackgroundWorker",
+    "Connector",
+    "ConnectorPool",
+    "Runtime",
+    "load_secret_key",
+    "register_worker",
+]
 
 log = logging.getLogger("scoregate.runtime")
 
 SANDBOX_PROVIDER = "klout"
 SANDBOX_EXISTENCE = "twitter"
+
+#: a CRM or list connector as the pool hands it out
+Connector = SalesforceConnector | ZohoConnector | MailchimpConnector
+
+
+class BackgroundWorker(Protocol):
+    """A daemon thread of the service (sync runs, webhook events, the erasure outbox)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+#: makes one worker for a runtime, or ``None`` when the settings switch it off
+WorkerFactory = Callable[["Runtime"], BackgroundWorker | None]
+_WORKER_FACTORIES: list[WorkerFactory] = []
+
+
+def register_worker(factory: WorkerFactory) -> WorkerFactory:
+    """Have every runtime start a worker made by ``factory``.
+
+    Domain packages register theirs when their ``tasks`` module is imported; ``app.main`` imports
+    every domain, so each runtime of a service or CLI process starts all of them. (The registry
+    exists because those workers call services that import this module.)
+    """
+    if factory not in _WORKER_FACTORIES:
+        _WORKER_FACTORIES.append(factory)
+    return factory
+
+
+class ConnectorPool:
+    """The configured CRM and list connectors, handed out by name.
+
+    Zoho and Mailchimp connectors are thread-safe and long-lived: one instance each, so Zoho's
+    access token (ten per ten minutes) and Mailchimp's address cache are reused. A Salesforce
+    connector is not meant to be shared by threads, so each use gets its own (direct session auth
+    makes that free: no login call).
+    """
+
+    def __init__(self, configs: dict[str, ConnectorConfig]) -> None:
+        self.configs = dict(configs)
+        self._lock = threading.Lock()
+        self._shared: dict[str, ZohoConnector | MailchimpConnector] = {}
+
+    def names(self) -> list[str]:
+        return list(self.configs)
+
+    def kind(self, name: str) -> str:
+        """The connector's kind (``salesforce``, ``zoho``, ``mailchimp``); ``KeyError`` if none."""
+        return self.configs[name].kind
+
+    @contextmanager
+    def use(self, name: str) -> Iterator[Connector]:
+        """The connector named ``name`` for the duration of the block; ``KeyError`` if none."""
+        config = self.configs[name]
+        if isinstance(config, SalesforceConnectorConfig):
+            with SalesforceConnector(config) as connector:
+                yield connector
+            return
+        with self._lock:
+            shared = self._shared.get(name)
+            if shared is None:
+                if isinstance(config, ZohoConnectorConfig):
+                    shared = ZohoConnector(config)
+                else:
+                    assert isinstance(config, MailchimpConnectorConfig)
+                    shared = MailchimpConnector(config)
+                self._shared[name] = shared
+        yield shared
+
+    def close(self) -> None:
+        with self._lock:
+            for connector in self._shared.values():
+                if isinstance(connector, ZohoConnector):
+                    connector.close()
+            self._shared.clear()
 
 
 def load_secret_key(settings: Settings) -> bytes:
@@ -87,6 +183,8 @@ class Runtime:
         self.providers = ProviderRegistry(settings, self.store, DbQuotaLedger(self.sessions))
         self.fetch_pool = ThreadPoolExecutor(settings.fetch_threads, "scoregate-lookup")
         self.background = BackgroundFetcher(settings.background_threads)
+        self.connectors = ConnectorPool(settings.connectors)
+        self.workers: list[BackgroundWorker] = []
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
@@ -100,6 +198,22 @@ class Runtime:
             target=self._maintain, name="scoregate-maintenance", daemon=True
         )
         self._maintenance.start()
+        self.start_workers()
+
+    def start_workers(self) -> None:
+        """Start every registered background worker the settings leave on (idempotent)."""
+        if self.workers:
+            return
+        for factory in _WORKER_FACTORIES:
+            worker = factory(self)
+            if worker is not None:
+                worker.start()
+                self.workers.append(worker)
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
 
     def sweep(self) -> None:
         """Erase answers of opted-out identities, then reload the scored populations."""
@@ -117,6 +231,17 @@ class Runtime:
                 log.exception("maintenance.sweep.error")
 
     def _seed_sandbox(self, sandbox: Sandbox) -> None:
+        """Record the sample opt-out, and fetch the sample scores in the background so a
+        newcomer's first lookup sees a real scored population (and a real median)."""
+        gateway = self.providers.gateway(SANDBOX_PROVIDER)
+        for person in sandbox.people:
+            if person.klout_score is not None and not person.opted_out_in_registry:
+                identity = self.keyer.identity("twitter", person.handle)
+                self.background.submit(
+                    gateway.name,
+                    identity.key,
+                    functools.partial(gateway.fetch, identity.key, "twitter", identity.value),
+                )
         with session_scope(self.sessions) as session:
             for person in sandbox.people:
                 if person.opted_out_in_registry:
@@ -131,6 +256,8 @@ class Runtime:
 
     def close(self) -> None:
         self._stop.set()
+        self.stop_workers()
+        self.connectors.close()
         self.background.stop()
         self.fetch_pool.shutdown(wait=False, cancel_futures=True)
         self.providers.close()
