@@ -23,7 +23,10 @@ from app.health.routes import router as health_router
 from app.logs import configure_logging
 from app.lookups.routes import router as lookups_router
 from app.opt_outs.routes import router as opt_outs_router
+from app.policy_versions.routes import router as policies_router
+from app.policy_versions.routes import subscriptions_router as policy_subscriptions_router
 from app.providers.routes import router as providers_router
+from app.rankings.routes import router as rankings_router
 from app.runtime import Runtime
 
 __all__ = ["create_app"]
@@ -119,6 +122,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         opt_outs_router,
         providers_router,
         audit_router,
+        rankings_router,
+        policies_router,
+        policy_subscriptions_router,
     ):
         app.include_router(router)
     return app

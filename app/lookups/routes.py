@@ -5,10 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.deps import ReadKeyDep, RuntimeDep, SessionDep
-from app.errors import Forbidden, InvalidRequest, NotAuthenticated, UseCaseForbidden, responses_for
+from app.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotAuthenticated,
+    NotFound,
+    UseCaseForbidden,
+    responses_for,
+)
 from app.lookups import service
 from app.lookups.schemas import LookupRequest, LookupResponse
-from policies.model import default_policy
+from app.policy_versions import service as policy_versions
 
 __all__ = ["router"]
 
@@ -18,7 +26,9 @@ router = APIRouter(prefix="/v1/lookups", tags=["lookups"])
 @router.post(
     "",
     status_code=200,
-    responses=responses_for(NotAuthenticated, Forbidden, UseCaseForbidden, InvalidRequest),
+    responses=responses_for(
+        NotAuthenticated, Forbidden, UseCaseForbidden, NotFound, Conflict, InvalidRequest
+    ),
 )
 def lookup(
     body: LookupRequest, session: SessionDep, runtime: RuntimeDep, key: ReadKeyDep
@@ -27,13 +37,14 @@ def lookup(
 
     Opted-out people are never sent to a provider. A contact whose answer cannot be had before
     the deadline is ``unavailable`` with ``retry_after``, and its fetch goes on in the background.
+    Effective scores come from the active version of the policy named (or the default policy);
+    an unknown policy is ``404 policy_not_found``, a forbidden use case ``403`` with no score.
     """
-    gateway = runtime.providers.gateway()
-    doc = default_policy(gateway.name)
-    if body.use_case is not None and not doc.is_use_case_allowed(body.use_case):
-        raise UseCaseForbidden(
-            f"policy {doc.name} forbids the use case {body.use_case!r}", use_case=body.use_case
-        )
+    active = policy_versions.active_policy(
+        session, list(runtime.providers.providers), runtime.providers.default, body.policy
+    )
+    policy_versions.check_use_case(active, body.use_case)
+    gateway = runtime.providers.gateway(active.document.provider)
     deadline = (
         body.deadline_ms / 1000
         if body.deadline_ms is not None
@@ -49,4 +60,6 @@ def lookup(
     )
     session.commit()
     population = runtime.populations.get(gateway.name)
-    return LookupResponse(results=service.to_results(resolutions, doc, 0, population))
+    return LookupResponse(
+        results=service.to_results(resolutions, active.document, active.version, population)
+    )

@@ -5,17 +5,39 @@ from app.models.audit_event import AuditEvent
 from app.models.base import Base, UTCDateTime, utcnow
 from app.models.cached_answer import CachedAnswer
 from app.models.opt_out import OptOut, OptOutSource
+from app.models.policy import (
+    ActivationState,
+    DeliveryState,
+    NoticeEvent,
+    Policy,
+    PolicyActivation,
+    PolicyDelivery,
+    PolicyDeliveryAttempt,
+    PolicySubscription,
+    PolicyVersion,
+    VersionState,
+)
 from app.models.quota_ledger import QuotaLedger
 
 __all__ = [
+    "ActivationState",
     "ApiKey",
     "AuditEvent",
     "Base",
     "CachedAnswer",
+    "DeliveryState",
+    "NoticeEvent",
     "OptOut",
     "OptOutSource",
+    "Policy",
+    "PolicyActivation",
+    "PolicyDelivery",
+    "PolicyDeliveryAttempt",
+    "PolicySubscription",
+    "PolicyVersion",
     "QuotaLedger",
     "Role",
     "UTCDateTime",
+    "VersionState",
     "utcnow",
 ]

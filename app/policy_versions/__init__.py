@@ -1,0 +1,1 @@
+"""Fairness policies in the service: stored versions, activation, preview, announcements."""
