@@ -13,9 +13,9 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -25,10 +25,26 @@ from pydantic_settings import (
 
 from connectors.http_json import HttpJsonConfig
 from connectors.klout import KloutConfig
+from connectors.mailchimp import MailchimpConfig
+from connectors.salesforce import SalesforceConfig
 from connectors.table import TableConfig
 from connectors.twitter import TwitterExistenceConfig
+from connectors.zoho import ZohoConfig
 
-__all__ = ["ExistenceConfig", "LogFormat", "ProviderConfig", "Settings", "get_settings"]
+__all__ = [
+    "ConnectorConfig",
+    "ExistenceConfig",
+    "LogFormat",
+    "MailchimpConnectorConfig",
+    "MailchimpWebhookSettings",
+    "PropagationSettings",
+    "ProviderConfig",
+    "SalesforceConnectorConfig",
+    "Settings",
+    "SyncSettings",
+    "ZohoConnectorConfig",
+    "get_settings",
+]
 
 _PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "...", "xxx", "placeholder"})
 
@@ -43,6 +59,96 @@ ProviderConfig = Annotated[
     Field(discriminator="kind"),
 ]
 ExistenceConfig = Annotated[TwitterExistenceConfig, Field(discriminator="kind")]
+
+
+class SalesforceConnectorConfig(SalesforceConfig):
+    """A Salesforce org under ``[connectors.<name>]`` with ``kind = "salesforce"``."""
+
+    kind: Literal["salesforce"]
+
+
+class ZohoConnectorConfig(ZohoConfig):
+    """A Zoho CRM org and module under ``[connectors.<name>]`` with ``kind = "zoho"``."""
+
+    kind: Literal["zoho"]
+
+
+class MailchimpConnectorConfig(MailchimpConfig):
+    """A Mailchimp audience under ``[connectors.<name>]`` with ``kind = "mailchimp"``."""
+
+    kind: Literal["mailchimp"]
+
+
+#: a CRM or list connector; the connector classes take these as their own config models
+ConnectorConfig = Annotated[
+    SalesforceConnectorConfig | ZohoConnectorConfig | MailchimpConnectorConfig,
+    Field(discriminator="kind"),
+]
+
+
+class SyncSettings(BaseModel):
+    """How sync runs are worked (``[sync]``, ``SCOREGATE_SYNC__...``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: run the sync worker thread inside the service (``scoregate worker`` runs one regardless)
+    worker: bool = True
+    #: how often an idle worker looks for queued runs
+    poll_interval: timedelta = timedelta(seconds=2)
+    #: how long one batch may wait for score-provider slots (bulk priority waits behind others)
+    resolve_deadline: timedelta = timedelta(minutes=10)
+    #: a running run whose heartbeat is older than this was abandoned (crash) and is claimed again
+    stale_after: timedelta = timedelta(minutes=15)
+    #: the policy whose active version sync runs and webhooks apply (default: the default
+    #: provider's default policy, as for lookups without a policy)
+    policy: str | None = Field(default=None, max_length=100)
+
+
+class PropagationSettings(BaseModel):
+    """How the erasure outbox is worked (``[propagation]``, ``SCOREGATE_PROPAGATION__...``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    worker: bool = True
+    #: how often the outbox is polled; erasures are due within a minute, so keep it well below
+    poll_interval: timedelta = timedelta(seconds=5)
+    backoff_initial: timedelta = timedelta(seconds=5)
+    backoff_max: timedelta = timedelta(minutes=10)
+    #: how long a claimed erasure is left to its worker before another may take it
+    lease: timedelta = timedelta(minutes=2)
+    #: erasures handed to one connector write
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+
+
+class MailchimpWebhookSettings(BaseModel):
+    """Mailchimp audience webhooks (``[mailchimp_webhook]``).
+
+    Mailchimp signs nothing; its advice is a secret in the URL, so the webhook URL is
+    ``/v1/webhooks/mailchimp/<token>``. Without a token every webhook call answers 404.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = None
+    #: the ``kind = "mailchimp"`` connector whose audience sends the webhooks
+    connector: str = "mailchimp"
+    #: a member's segment is written as the tag ``<prefix><segment>``; the other segments' tags
+    #: are removed
+    tag_prefix: str = Field(default="score-", max_length=40)
+    worker: bool = True
+    poll_interval: timedelta = timedelta(seconds=1)
+    backoff_initial: timedelta = timedelta(seconds=5)
+    backoff_max: timedelta = timedelta(minutes=10)
+    #: an event still failing after this many attempts is given up (Mailchimp's own retries stop
+    #: after 75 minutes; ours are for our side's failures)
+    max_attempts: int = Field(default=20, ge=1)
+
+    @field_validator("token")
+    @classmethod
+    def _real_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the webhook token must be 16 characters or more")
+        return value
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -94,6 +200,12 @@ class Settings(BaseSettings):
     #: use the bundled sandbox when no provider is configured (the embedded default)
     sandbox: bool = True
 
+    #: CRMs and lists that sync runs, webhooks and erasures reach, by name
+    connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    propagation: PropagationSettings = Field(default_factory=PropagationSettings)
+    mailchimp_webhook: MailchimpWebhookSettings = Field(default_factory=MailchimpWebhookSettings)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -128,6 +240,14 @@ class Settings(BaseSettings):
                 )
         if self.default_provider is not None and self.default_provider not in self.providers:
             raise ValueError(f"default_provider {self.default_provider!r} is not configured")
+        webhook = self.mailchimp_webhook
+        if webhook.token is not None and not isinstance(
+            self.connectors.get(webhook.connector), MailchimpConfig
+        ):
+            raise ValueError(
+                f"mailchimp_webhook.connector names {webhook.connector!r}, "
+                "which is not a configured mailchimp connector"
+            )
         return self
 
     @property

@@ -25,9 +25,12 @@ from app.lookups.routes import router as lookups_router
 from app.opt_outs.routes import router as opt_outs_router
 from app.policy_versions.routes import router as policies_router
 from app.policy_versions.routes import subscriptions_router as policy_subscriptions_router
+from app.propagation.routes import router as propagation_router
 from app.providers.routes import router as providers_router
 from app.rankings.routes import router as rankings_router
 from app.runtime import Runtime
+from app.sync_runs.routes import router as sync_runs_router
+from app.webhooks.routes import router as webhooks_router
 
 __all__ = ["create_app"]
 
@@ -122,6 +125,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         opt_outs_router,
         providers_router,
         audit_router,
+        propagation_router,
+        sync_runs_router,
+        webhooks_router,
         rankings_router,
         policies_router,
         policy_subscriptions_router,

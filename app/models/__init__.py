@@ -18,6 +18,17 @@ from app.models.policy import (
     VersionState,
 )
 from app.models.quota_ledger import QuotaLedger
+from app.models.sync import (
+    ConnectorWatermark,
+    ContactLink,
+    ErasureState,
+    OutboxErasure,
+    SyncRecordError,
+    SyncRun,
+    SyncRunState,
+    WebhookEvent,
+    WebhookEventState,
+)
 
 __all__ = [
     "ActivationState",
@@ -25,10 +36,14 @@ __all__ = [
     "AuditEvent",
     "Base",
     "CachedAnswer",
+    "ConnectorWatermark",
+    "ContactLink",
     "DeliveryState",
+    "ErasureState",
     "NoticeEvent",
     "OptOut",
     "OptOutSource",
+    "OutboxErasure",
     "Policy",
     "PolicyActivation",
     "PolicyDelivery",
@@ -37,7 +52,12 @@ __all__ = [
     "PolicyVersion",
     "QuotaLedger",
     "Role",
+    "SyncRecordError",
+    "SyncRun",
+    "SyncRunState",
     "UTCDateTime",
     "VersionState",
+    "WebhookEvent",
+    "WebhookEventState",
     "utcnow",
 ]

@@ -18,6 +18,7 @@ from app.errors import InvalidRequest
 from app.identities import Identity, IdentityError, IdentityKeyer
 from app.models import OptOut, OptOutSource, utcnow
 from app.opt_outs import repository
+from app.propagation import service as propagation
 from app.providers import service as providers
 from app.providers.populations import Populations
 
@@ -69,7 +70,11 @@ def record_keys(
     actor: str,
     note: str | None = None,
 ) -> RecordResult:
-    """Add keys to the registry and erase their cached answers; the caller commits."""
+    """Add keys to the registry and erase their cached answers; the caller commits.
+
+    Newly opted-out keys also get an erasure queued, in this same transaction, for every CRM or
+    list record linked to them (``app.propagation``).
+    """
     unique = list(dict.fromkeys(keys))
     existing = repository.by_keys(session, unique)
     new = [key for key in unique if key not in existing]
@@ -81,6 +86,7 @@ def record_keys(
             for key in new
         ],
     )
+    propagation.queue_erasures(session, new, source=source)
     erased = providers.erase_answers(session, unique)
     for namespace, score in erased:
         if score is not None:
