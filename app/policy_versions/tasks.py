@@ -169,16 +169,16 @@ class PolicyWorker:
     def deliver(self, delivery_id: int) -> bool:
         """Send one claimed notice with retries; returns whether the subscriber took it."""
         retry = self.retry
-        retrying = Retrying(
-            stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential_jitter(
-                initial=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
-            ),
-            retry=retry_if_exception_type(_AttemptFailed),
-            sleep=self._sleep,
-        )
         delivered = False
         try:
+            retrying = Retrying(
+                stop=stop_after_attempt(retry.attempts),
+                wait=wait_exponential_jitter(
+                    multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.initial_wait
+                ),
+                retry=retry_if_exception_type(_AttemptFailed),
+                sleep=self._sleep,
+            )
             for attempt in retrying:
                 with attempt:
                     self._attempt(delivery_id, attempt.retry_state.attempt_number)
@@ -192,8 +192,8 @@ class PolicyWorker:
             if row is not None:
                 row.state = DeliveryState.DELIVERED if delivered else DeliveryState.FAILED
                 row.finished_at = utcnow()
-        outcome = "ok" if delivered else "failed"
-        log.info(f"policy.delivery.{outcome}", extra={"delivery_id": delivery_id})
+        event = "policy.delivery.ok" if delivered else "policy.delivery.failed"
+        log.info(event, extra={"delivery_id": delivery_id})
         return delivered
 
     def _sleep(self, seconds: float) -> None:
