@@ -67,9 +67,7 @@ def upgrade() -> None:
         sa.Column("policy", sa.String(length=120), nullable=False),
         sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_record_error")),
-        sa.UniqueConstraint(
-            "connector", "record_id", name=op.f("uq_sync_record_error_connector")
-        ),
+        sa.UniqueConstraint("connector", "record_id", name=op.f("uq_sync_record_error_connector")),
     )
     op.create_table(
         "connector_watermark",
