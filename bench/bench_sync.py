@@ -178,7 +178,6 @@ def connector_config(kind: str, url: str) -> dict[str, Any]:
             "session_id": DEFAULT_SESSION_ID,
             "bulk_poll_seconds": 0,
             "max_batch": 25_000,
-            "read_page_size": 25_000,
         }
     if kind == "zoho":
         return {

@@ -233,9 +233,17 @@ def execute(runtime: Runtime, run_id: int, *, progress: Progress | None = None) 
             batch = _Batcher(runtime, run_id, connector_name, connector, dry_run, progress)
             if not dry_run:
                 batch.retry_errors()
+            # pages are gathered up to the connector's batch size: a Salesforce read page
+            # (2,000) is below its Bulk API threshold, a whole batch is not
+            size = max(1, connector.max_batch)
+            pending: list[CrmRecord] = []
             for page in connector.read_changed(since):
-                for start in range(0, len(page), connector.max_batch):
-                    batch.process(page[start : start + connector.max_batch])
+                pending.extend(page)
+                while len(pending) >= size:
+                    batch.process(pending[:size])
+                    pending = pending[size:]
+            if pending:
+                batch.process(pending)
     except KeyError:
         state, message = SyncRunState.FAILED, f"connector {connector_name!r} is not configured"
     except ScoregateError as exc:
