@@ -63,6 +63,10 @@ class GatewaySettings(BaseModel):
     rate: str = "10/second"
     quota: str | None = "10000/day"
     concurrency: int | None = Field(default=None, ge=1, le=1000)
+    #: extra spacing between call starts, as a share of the rate's interval: absorbs the jitter
+    #: between a granted slot and the request reaching the upstream (a cold connection's first
+    #: request was measured ~40 ms late); 2.5 % keeps use above 97 % of the limit
+    pacing_margin: float = Field(default=0.025, ge=0.0, le=0.5)
     timeout: timedelta = timedelta(seconds=5)
     cache_ttl: timedelta = timedelta(days=7)
     negative_cache_ttl: timedelta = timedelta(days=1)

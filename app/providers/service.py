@@ -71,9 +71,17 @@ def _limiter(
             redis=redis,
             key_prefix=prefix,
             concurrency=config.concurrency,
+            margin=config.pacing_margin,
             ledger=ledger,
         )
-    return InProcessLimiter(name, rate, quota, concurrency=config.concurrency, ledger=ledger)
+    return InProcessLimiter(
+        name,
+        rate,
+        quota,
+        concurrency=config.concurrency,
+        margin=config.pacing_margin,
+        ledger=ledger,
+    )
 
 
 class ProviderRegistry:
