@@ -118,9 +118,10 @@ def build_limiter(
 ) -> Limiter:
     rate = Rate.parse(settings.rate)
     quota = Rate.parse(settings.quota) if settings.quota else None
+    margin = settings.pacing_margin
     if redis is not None:
-        return RedisLimiter(name, rate, quota, redis=redis, key_prefix=prefix)
-    return InProcessLimiter(name, rate, quota)
+        return RedisLimiter(name, rate, quota, redis=redis, key_prefix=prefix, margin=margin)
+    return InProcessLimiter(name, rate, quota, margin=margin)
 
 
 def build_caller(
