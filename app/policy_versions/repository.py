@@ -43,6 +43,7 @@ __all__ = [
     "live_subscriptions",
     "lock_policy",
     "pending_deliveries",
+    "requeue_stalled",
     "set_version_state",
     "versions_of",
 ]
@@ -193,6 +194,26 @@ def pending_deliveries(session: Session, limit: int) -> Sequence[int]:
         .order_by(PolicyDelivery.id)
         .limit(limit)
     ).all()
+
+
+def requeue_stalled(session: Session, before: datetime) -> int:
+    """Put back to pending every delivery left "sending" with no attempt since ``before``: its
+    sender died mid-send. Delivery is at least once; receivers dedupe by the notice id."""
+    last_attempt = (
+        select(func.max(PolicyDeliveryAttempt.at))
+        .where(PolicyDeliveryAttempt.delivery_id == PolicyDelivery.id)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        update(PolicyDelivery)
+        .where(
+            PolicyDelivery.state == DeliveryState.SENDING,
+            func.coalesce(last_attempt, PolicyDelivery.created_at) < before,
+        )
+        .values(state=DeliveryState.PENDING)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def claim_delivery(session: Session, delivery_id: int) -> bool:

@@ -26,6 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -51,6 +52,8 @@ __all__ = ["DeliveryRetry", "PolicyWorker", "policy_worker", "sign", "worker_for
 log = logging.getLogger("scoregate.policies.tasks")
 
 _ERROR_CHARS = 500
+#: a delivery left "sending" this long after its last attempt lost its sender; send it again
+STALLED_AFTER = timedelta(minutes=15)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -158,6 +161,8 @@ class PolicyWorker:
     def claim_pending(self, limit: int = 100) -> list[int]:
         """Claim pending notices for this process; returns their ids."""
         claimed: list[int] = []
+        with session_scope(self._sessions) as session:
+            repository.requeue_stalled(session, utcnow() - STALLED_AFTER)
         with self._sessions() as session:
             candidates = repository.pending_deliveries(session, limit)
         for delivery_id in candidates:

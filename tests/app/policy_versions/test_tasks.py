@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.models import Role
+from app.models import DeliveryState, PolicyDelivery, PolicyDeliveryAttempt, Role
 from app.policy_versions.tasks import PolicyWorker
 from emulators.server import LoopbackServer
 from tests.app.policy_versions.conftest import (
@@ -236,3 +237,26 @@ class TestAnnouncements:
         assert all(a["status_code"] is None and a["error"] for a in attempts)
         detail = client.get("/v1/policies/support-queue", headers=keys[Role.READ]).json()
         assert detail["active"]["version"] == 1
+
+    def test_a_notice_whose_sender_died_mid_send_is_sent_again(
+        self, client, admin, subscriber, worker, runtime
+    ):
+        receiver, url = subscriber
+        receiver.secret = subscribe(client, admin, url)["secret"]
+        create_policy(client, admin, document())
+        assert activate(client, admin, "support-queue", 1).status_code == 200
+        assert wait_until(lambda: [d["state"] for d in deliveries(client, admin)] == ["delivered"])
+        # as if the process died after claiming it: "sending", last touched long ago
+        with runtime.sessions() as session:
+            session.execute(delete(PolicyDeliveryAttempt))
+            session.execute(
+                update(PolicyDelivery).values(
+                    state=DeliveryState.SENDING,
+                    created_at=datetime.now(UTC) - timedelta(hours=1),
+                )
+            )
+            session.commit()
+        worker.wake()
+        assert wait_until(lambda: [d["state"] for d in deliveries(client, admin)] == ["delivered"])
+        assert len(receiver.received) == 2
+        assert receiver.received[0]["body"]["id"] == receiver.received[1]["body"]["id"]
