@@ -16,7 +16,6 @@ from app.errors import (
 )
 from app.lookups import service
 from app.lookups.schemas import LookupRequest, LookupResponse
-from app.policy_versions import service as policy_versions
 
 __all__ = ["router"]
 
@@ -40,26 +39,13 @@ def lookup(
     Effective scores come from the active version of the policy named (or the default policy);
     an unknown policy is ``404 policy_not_found``, a forbidden use case ``403`` with no score.
     """
-    active = policy_versions.active_policy(
-        session, list(runtime.providers.providers), runtime.providers.default, body.policy
-    )
-    policy_versions.check_use_case(active, body.use_case)
-    gateway = runtime.providers.gateway(active.document.provider)
-    deadline = (
-        body.deadline_ms / 1000
-        if body.deadline_ms is not None
-        else runtime.settings.lookup_deadline.total_seconds()
-    )
-    resolutions = service.resolve(
+    _active, results = service.evaluate_contacts(
         session,
         runtime,
         body.contacts,
-        gateway=gateway,
-        deadline_seconds=deadline,
+        policy=body.policy,
+        use_case=body.use_case,
+        deadline_ms=body.deadline_ms,
         actor=f"key:{key.id} ({key.name})",
     )
-    session.commit()
-    population = runtime.populations.get(gateway.name)
-    return LookupResponse(
-        results=service.to_results(resolutions, active.document, active.version, population)
-    )
+    return LookupResponse(results=results)

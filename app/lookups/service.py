@@ -22,6 +22,8 @@ from app.identities import Identity, IdentityError
 from app.lookups.schemas import ContactIn, ContactResult, Evidence, PolicyRef
 from app.models import OptOutSource
 from app.opt_outs import service as opt_outs
+from app.policy_versions import service as policy_versions
+from app.policy_versions.service import ActivePolicy
 from app.runtime import Runtime
 from connectors.base import AnswerKind, CallBudget, Priority
 from connectors.cache import StoredAnswer
@@ -39,7 +41,7 @@ from policies.population import ScoredPopulation
 from policies.status import Status
 from policies.strategies import evaluate
 
-__all__ = ["Resolution", "resolve", "to_results"]
+__all__ = ["Resolution", "evaluate_contacts", "resolve", "to_results"]
 
 log = logging.getLogger("scoregate.lookups")
 
@@ -352,3 +354,35 @@ def to_results(
             )
         )
     return results
+
+
+def evaluate_contacts(
+    session: Session,
+    runtime: Runtime,
+    contacts: Sequence[ContactIn],
+    *,
+    policy: str | None,
+    use_case: str | None,
+    deadline_ms: int | None,
+    actor: str,
+) -> tuple[ActivePolicy, list[ContactResult]]:
+    """Resolve contacts and apply the named (or default) policy's active version; commit.
+
+    Refuses a use case the policy forbids before any provider is asked.
+    """
+    active = policy_versions.active_policy(
+        session, list(runtime.providers.providers), runtime.providers.default, policy
+    )
+    policy_versions.check_use_case(active, use_case)
+    gateway = runtime.providers.gateway(active.document.provider)
+    deadline = (
+        deadline_ms / 1000
+        if deadline_ms is not None
+        else runtime.settings.lookup_deadline.total_seconds()
+    )
+    resolutions = resolve(
+        session, runtime, contacts, gateway=gateway, deadline_seconds=deadline, actor=actor
+    )
+    session.commit()
+    population = runtime.populations.get(gateway.name)
+    return active, to_results(resolutions, active.document, active.version, population)

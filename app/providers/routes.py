@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter
 
 from app.deps import ReadKeyDep, RuntimeDep
 from app.errors import Forbidden, NotAuthenticated, responses_for
-from app.providers.schemas import ProviderOut, ProvidersOut
+from app.providers.schemas import ProvidersOut
 
 __all__ = ["router"]
 
@@ -19,5 +17,5 @@ router = APIRouter(prefix="/v1/providers", tags=["providers"])
 def list_providers(runtime: RuntimeDep, _key: ReadKeyDep) -> ProvidersOut:
     return ProvidersOut(
         default=runtime.providers.default,
-        providers=[ProviderOut(**asdict(status)) for status in runtime.providers.statuses()],
+        providers=runtime.providers.statuses(),
     )

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidRequest
 from app.lookups import service as lookups
 from app.lookups.schemas import ContactIn, PolicyRef
-from app.policy_versions import service as policy_versions
 from app.rankings.schemas import RankedOut, RankingRequest, RankingResponse
 from app.runtime import Runtime
 from policies.ranking import RankItem, rank
@@ -34,30 +33,16 @@ def rank_items(
             code="duplicate_id",
             field="items",
         )
-    active = policy_versions.active_policy(
-        session, list(runtime.providers.providers), runtime.providers.default, request.policy
-    )
-    policy_versions.check_use_case(active, request.use_case)
-    gateway = runtime.providers.gateway(active.document.provider)
-    deadline = (
-        request.deadline_ms / 1000
-        if request.deadline_ms is not None
-        else runtime.settings.lookup_deadline.total_seconds()
-    )
-    resolutions = lookups.resolve(
+    active, evaluated = lookups.evaluate_contacts(
         session,
         runtime,
         [ContactIn(id=item.id, identities=item.identities) for item in request.items],
-        gateway=gateway,
-        deadline_seconds=deadline,
+        policy=request.policy,
+        use_case=request.use_case,
+        deadline_ms=request.deadline_ms,
         actor=actor,
     )
-    session.commit()
-    population = runtime.populations.get(gateway.name)
-    results = {
-        result.id: result
-        for result in lookups.to_results(resolutions, active.document, active.version, population)
-    }
+    results = {result.id: result for result in evaluated}
     ranked = rank(
         active.document,
         [
